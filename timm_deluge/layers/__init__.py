@@ -1,0 +1,1 @@
+from .cross_layer import CrossLayerDepthwiseConv, CrossLayerNorm, fold_batchnorm, weighted_sum

@@ -1,0 +1,2 @@
+from .delugenet import *
+from .baselines import *
