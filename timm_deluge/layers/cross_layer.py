@@ -38,11 +38,13 @@ def weighted_sum(inputs: List[torch.Tensor], scale: torch.Tensor, shift: torch.T
     """
     channels = scale.shape[0]
     # The first product allocates the output, so the in-place accumulation never touches an input. Autograd
-    # accepts the in-place ops because multiplication saves its operands, not its result.
+    # accepts the in-place ops because multiplication saves its operands, not its result. Each result is
+    # reassigned so that torch.fx dead-code elimination sees it used.
+    scale = scale.to(inputs[0].dtype)
     out = inputs[0] * scale[:, 0].reshape(1, channels, 1, 1)
     for i in range(1, len(inputs)):
-        out.addcmul_(inputs[i], scale[:, i].reshape(1, channels, 1, 1))
-    return out.add_(shift.reshape(1, channels, 1, 1))
+        out = out.addcmul_(inputs[i], scale[:, i].reshape(1, channels, 1, 1))
+    return out.add_(shift.to(out.dtype).reshape(1, channels, 1, 1))
 
 
 def fold_batchnorm(

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import (
@@ -247,6 +248,9 @@ class DelugeStage(nn.Module):
 
 
 def _check_input(x: torch.Tensor, in_chans: int) -> None:
+    # Symbolic tracing sees proxies without values, and its graphs are checked when they run.
+    if is_fx_symbolic_tracing():
+        return
     if x.ndim != 4:
         raise ValueError(
             f'DelugeNet expects a 4-D input (batch, channels, height, width), got a {x.ndim}-D tensor of shape '
