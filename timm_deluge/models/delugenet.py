@@ -224,8 +224,9 @@ class DelugeStage(nn.Module):
             maps.append(x)
             normed.append(self.norm(x, 0))
         for layer in self.layers:
-            # A layer with one input reads it raw: the stage input, or h0 / h1 as the first map.
-            inputs = normed if len(normed) >= 2 else [maps[0] if maps else x]
+            # A layer with one input reads it raw: the stage input, or h0 / h1 as the first map. The list is
+            # copied because checkpointing recomputes the layer later, when `normed` has grown.
+            inputs = normed[:] if len(normed) >= 2 else [maps[0] if maps else x]
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 h = checkpoint(layer, inputs)
             else:
@@ -323,7 +324,9 @@ class DelugeNet(nn.Module):
             stride = 1
             first_map = 'none'
 
-        dpr = calculate_drop_path_rates(drop_path_rate, list(depths), stagewise=False)
+        # Stochastic depth rises linearly over all composite layers of the network.
+        flat_dpr = calculate_drop_path_rates(drop_path_rate, sum(depths))
+        dpr = [flat_dpr[sum(depths[:i]):sum(depths[:i + 1])] for i in range(len(depths))]
         stages = []
         prev_chs = stem_chs
         for i, (depth, width) in enumerate(zip(depths, widths)):
