@@ -39,7 +39,7 @@ def weighted_sum(inputs: List[torch.Tensor], scale: torch.Tensor, shift: torch.T
     channels = scale.shape[0]
     # The first product allocates the output, so the in-place accumulation never touches an input. Autograd
     # accepts the in-place ops because multiplication saves its operands, not its result. Each result is
-    # reassigned so that torch.fx dead-code elimination sees it used.
+    # reassigned so that torch.fx dead-code elimination keeps it.
     scale = scale.to(inputs[0].dtype)
     out = inputs[0] * scale[:, 0].reshape(1, channels, 1, 1)
     for i in range(1, len(inputs)):
