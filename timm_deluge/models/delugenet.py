@@ -41,6 +41,8 @@ from timm.models._manipulate import checkpoint
 
 from timm_deluge.layers import CrossLayerDepthwiseConv, CrossLayerNorm, fold_batchnorm, weighted_sum
 
+from .pretrained import WEIGHT_LOAD_ERRORS, describe_weight_source, resolve_weight_source
+
 __all__ = ['DelugeNet', 'DelugeStage', 'CompositeLayer', 'Transition']
 
 
@@ -524,13 +526,21 @@ def _create_delugenet(
         **kwargs: Any,
 ) -> DelugeNet:
     depths = kwargs.get('depths', (7, 9, 11, 13))
-    return build_model_with_cfg(
-        model_cls,
-        variant,
-        pretrained,
-        feature_cfg=dict(feature_cls='getter', out_indices=tuple(range(len(depths) + 1))),
-        **kwargs,
-    )
+    pretrained_cfg = resolve_weight_source(variant, kwargs) if pretrained else None
+    try:
+        return build_model_with_cfg(
+            model_cls,
+            variant,
+            pretrained,
+            feature_cfg=dict(feature_cls='getter', out_indices=tuple(range(len(depths) + 1))),
+            **kwargs,
+        )
+    except WEIGHT_LOAD_ERRORS as e:
+        if pretrained_cfg is None:
+            raise
+        raise RuntimeError(
+            f'Loading pretrained weights for {variant} from {describe_weight_source(pretrained_cfg)} failed: {e}'
+        ) from e
 
 
 # Per-channel statistics used by the original training code (fb.resnet.torch), on the 0-1 pixel scale.
