@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,7 +359,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         eval_split=args.eval_split,
         eval_dataset=args.eval_dataset,
     )
-    folder = publish(request)
+    try:
+        folder = publish(request)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        # Bad paths and settings end with one line; other errors keep their traceback.
+        print(f'hub.publish: error: {e}', file=sys.stderr)
+        return 2
     if args.push:
         url = push_folder(folder, request.repo_id, token=args.token, private=args.private)
         print(f'Pushed {request.repo_id}: {url}')

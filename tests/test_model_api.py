@@ -149,6 +149,17 @@ def test_wrong_channel_count():
         model(torch.randn(1, 4, 32, 32))
 
 
+def test_channels_last_array_hint():
+    model = timm.create_model('delugenet_56_cifar').eval()
+    with pytest.raises(ValueError, match=r'permute\(0, 3, 1, 2\)'):
+        model(torch.randn(1, 32, 32, 3))
+
+
+def test_zero_in_chans():
+    with pytest.raises(ValueError, match='in_chans=0'):
+        timm.create_model('delugenet_56_cifar', in_chans=0)
+
+
 def test_not_4d_input():
     model = timm.create_model('delugenet_56_cifar').eval()
     with pytest.raises(ValueError, match=r'4-D input.*\(3, 32, 32\)'):

@@ -550,9 +550,10 @@ def summarize_model(
             reduction=info['reduction']))
     num_layers = sum(s.layers for s in stages)
 
-    input_size = tuple(model.pretrained_cfg['input_size'])
+    # The model's in_chans, not the configuration's, because in_chans may be overridden.
+    input_size = (model.in_chans, *model.pretrained_cfg['input_size'][1:])
     if img_size:
-        input_size = (input_size[0], img_size, img_size)
+        input_size = (model.in_chans, img_size, img_size)
     macs = count_multiply_adds(model, input_size) if multiply_adds else None
 
     cfgs = get_arch_pretrained_cfgs(arch)

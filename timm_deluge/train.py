@@ -20,6 +20,7 @@ import argparse
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -133,6 +134,9 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 def _prepare_output(args: argparse.Namespace) -> Path:
     output = Path(args.output)
+    if args.resume and not Path(args.resume).is_file():
+        raise FileNotFoundError(
+            f'Checkpoint {args.resume!r} given to --resume not found. Pass the last.pth.tar of an earlier run.')
     if output.exists() and any(output.iterdir()) and not args.resume:
         raise FileExistsError(
             f'Output folder {output} is not empty. Pass --resume {output / "last.pth.tar"} to continue that run, or '
@@ -415,7 +419,13 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s')
-    train(parse_args(argv))
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        # Bad paths and settings end with one line; other errors keep their traceback.
+        print(f'timm_deluge.train: error: {e}', file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == '__main__':

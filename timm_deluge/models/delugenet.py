@@ -259,9 +259,13 @@ def _check_input(x: torch.Tensor, in_chans: int) -> None:
             f'DelugeNet expects a 4-D input (batch, channels, height, width), got a {x.ndim}-D tensor of shape '
             f'{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) for a single image.')
     if x.shape[1] != in_chans:
+        if x.shape[3] == in_chans:
+            hint = 'The input looks like (batch, height, width, channels): convert it with x.permute(0, 3, 1, 2).'
+        else:
+            hint = f'Create the model with in_chans={x.shape[1]} or convert the images.'
         raise ValueError(
             f'DelugeNet was built for in_chans={in_chans} but the input has {x.shape[1]} channels (shape '
-            f'{tuple(x.shape)}). Create the model with in_chans={x.shape[1]} or convert the images.')
+            f'{tuple(x.shape)}). {hint}')
 
 
 class DelugeNet(nn.Module):
@@ -302,6 +306,8 @@ class DelugeNet(nn.Module):
             raise ValueError(f"stem_type={stem_type!r} is invalid: use 'imagenet' or 'cifar'.")
         if len(depths) != len(widths):
             raise ValueError(f'depths={depths} and widths={widths} must have one entry per stage.')
+        if in_chans < 1:
+            raise ValueError(f'in_chans={in_chans} is invalid: images need at least 1 channel.')
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
