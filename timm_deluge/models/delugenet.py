@@ -15,14 +15,14 @@ Structure of this implementation:
   ``stages.i+1.transition``. The head's cross-layer depthwise convolution is ``stages[-1].cldc`` and its
   BatchNorm + ReLU is ``norm``. Each stage therefore maps one tensor to one tensor, and its output is that
   stage's feature map for ``features_only`` and ``forward_intermediates``.
-* Each map of a stage is normalised once by the stage's ``CrossLayerNorm`` and shared by every consumer, which
-  is exact (see ``timm_deluge.layers.cross_layer``).
+* Each map of a stage has one set of normalisation statistics in the stage's ``CrossLayerNorm``, shared by
+  every consumer, which is exact (see ``timm_deluge.layers.cross_layer``). In training each consumer folds
+  the batch statistics into its cross-layer weights and reads the raw maps.
 * In eval mode the normalisations fold into the cross-layer weights and every BatchNorm that follows a
   convolution folds into that convolution. Folded weights are computed on each forward from the current
   parameters, so nothing is modified and training resumes from the same parameters.
 """
 from collections import OrderedDict
-from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -85,14 +85,27 @@ class CompositeLayer(nn.Module):
         self.conv3 = create_conv2d(mid_chs, out_chs, 1, **dd)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
-    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(
+            self,
+            inputs: List[torch.Tensor],
+            mean: Optional[torch.Tensor] = None,
+            inv_std: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Compute the layer's output map.
 
+        With ``mean`` and ``inv_std``, ``inputs`` are the N raw maps and the shared normalisation is folded into
+        the cross-layer weights (``CrossLayerDepthwiseConv.fold``), which gives the same output and gradients
+        without materialising or storing normalised copies. Without them, ``inputs`` are already normalised.
+
         Args:
-            inputs: The single raw map when N == 1, else the N normalised maps, oldest first.
+            inputs: The single raw map when N == 1, else the N maps, oldest first.
+            mean: Mean of the shared normalisation of each input, shape (N, C).
+            inv_std: Its 1 / sqrt(var + eps), shape (N, C).
         """
         if self.cldc is None:
             x = self.norm1(inputs[0])
+        elif mean is not None and inv_std is not None:
+            x = self.norm1(weighted_sum(inputs, *self.cldc.fold(mean, inv_std)))
         else:
             x = self.norm1(self.cldc(inputs))
         x = self.conv1(x)
@@ -219,23 +232,36 @@ class DelugeStage(nn.Module):
         if not self.training:
             return self._forward_folded(x)
 
+        # Each map's batch statistics are computed once and folded into every consumer's weights, so consumers
+        # read the raw maps and autograd stores one copy of each map, not a raw and a normalised one.
         maps: List[torch.Tensor] = []
-        normed: List[torch.Tensor] = []
+        means: List[torch.Tensor] = []
+        inv_stds: List[torch.Tensor] = []
         if self.transition is not None:
             x = self.transition(x)
             maps.append(x)
-            normed.append(self.norm(x, 0))
+            mean, inv_std = self.norm.batch_stats(x, 0)
+            means.append(mean)
+            inv_stds.append(inv_std)
         for layer in self.layers:
             # A layer with one input reads it raw: the stage input, or h0 / h1 as the first map. The list is
-            # copied because checkpointing recomputes the layer later, when `normed` has grown.
-            inputs = normed[:] if len(normed) >= 2 else [maps[0] if maps else x]
-            if self.grad_checkpointing and not torch.jit.is_scripting():
-                h = checkpoint(layer, inputs)
+            # copied because checkpointing recomputes the layer later, when `maps` has grown.
+            inputs_mean: Optional[torch.Tensor] = None
+            inputs_inv_std: Optional[torch.Tensor] = None
+            if len(maps) >= 2:
+                inputs = maps[:]
+                inputs_mean, inputs_inv_std = torch.stack(means), torch.stack(inv_stds)
             else:
-                h = layer(inputs)
-            normed.append(self.norm(h, len(maps)))
+                inputs = [maps[0] if maps else x]
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                h = checkpoint(layer, inputs, inputs_mean, inputs_inv_std)
+            else:
+                h = layer(inputs, inputs_mean, inputs_inv_std)
+            mean, inv_std = self.norm.batch_stats(h, len(maps))
+            means.append(mean)
+            inv_stds.append(inv_std)
             maps.append(h)
-        return self.cldc(normed)
+        return weighted_sum(maps, *self.cldc.fold(torch.stack(means), torch.stack(inv_stds)))
 
     def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
         maps: List[torch.Tensor] = []
