@@ -8,9 +8,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-import torch
 import torch.nn as nn
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from timm_deluge.analysis import count_multiply_adds
 
 __all__ = ['EvalReport', 'CardInfo', 'count_macs', 'build_model_card', 'CITATION']
 
@@ -62,21 +63,9 @@ class CardInfo:
 def count_macs(model: nn.Module, input_size: Sequence[int]) -> int:
     """Count convolution and linear multiply-adds of one eval-mode forward pass with fvcore.
 
-    fvcore counts one fused multiply-add as one operation. BatchNorm, pooling and the cross-layer weighted
-    sums are left out, as in published GMAC tables.
+    BatchNorm, pooling and the cross-layer weighted sums are left out, as in published GMAC tables.
     """
-    from fvcore.nn import FlopCountAnalysis
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            counter = FlopCountAnalysis(model, torch.zeros(1, *input_size))
-            counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            by_operator = counter.by_operator()
-    finally:
-        model.train(was_training)
-    return int(by_operator.get('conv', 0) + by_operator.get('linear', 0))
+    return count_multiply_adds(model, tuple(input_size))
 
 
 def _recipe_section(info: CardInfo) -> str:

@@ -14,9 +14,7 @@ Example::
 import argparse
 import json
 import logging
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -29,7 +27,7 @@ from timm.utils import accuracy
 
 import timm_deluge  # noqa: F401  registers the delugenet_* models
 
-from ._files import apply_default_permissions
+from timm_deluge._files import atomic_path
 
 __all__ = ['evaluate_model', 'main']
 
@@ -113,11 +111,9 @@ def evaluate_model(
 
 def _write_json_atomic(path: Path, data: Dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=2)
-    apply_default_permissions(tmp_name)
-    os.replace(tmp_name, path)
+    with atomic_path(path) as tmp:
+        with tmp.open('w', encoding='utf-8') as f:
+            json.dump(data, f, indent=2)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -13,11 +13,10 @@ import argparse
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from ._files import apply_default_permissions
+from timm_deluge._files import atomic_path
 
 __all__ = ['add_to_hf_cache', 'main']
 
@@ -37,15 +36,8 @@ def _file_etag(path: Path) -> str:
 
 
 def _write_atomic(target: Path, write) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.tmp', dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp_name))
-        apply_default_permissions(tmp_name)
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+    with atomic_path(target) as tmp:
+        write(tmp)
 
 
 def add_to_hf_cache(

@@ -31,7 +31,7 @@ from timm.models import get_arch_pretrained_cfgs, save_for_hf
 import timm_deluge  # noqa: F401  registers the delugenet_* models
 from timm_deluge.models.pretrained import HUB_ORG
 
-from ._files import apply_default_permissions
+from timm_deluge._files import apply_default_permissions
 from .card import CardInfo, EvalReport, build_model_card, count_macs
 from .checkpoint import CheckpointError, TrainingCheckpoint, load_matching_state_dict, read_checkpoint
 from .evaluate import evaluate_model

@@ -16,7 +16,6 @@ matplotlib and fvcore are imported only by the functions that need them (``pip i
 import csv
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg, load_state
 from timm.models import split_model_name_tag
 from timm.utils import load_checkpoint_metadata
 
+from timm_deluge._files import atomic_path
 from timm_deluge.layers import CrossLayerDepthwiseConv
 from timm_deluge.models.delugenet import DelugeNet, Transition
 
@@ -150,18 +150,9 @@ def connection_strengths(model: nn.Module, layers: bool = True) -> List[Connecti
 
 def _atomic_write(path: Path, write_fn: Any, binary: bool) -> None:
     """Write a file through ``write_fn(file)`` into a temporary file beside ``path``, then rename it."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb' if binary else 'w', **({} if binary else {'newline': '', 'encoding': 'utf-8'})) as f:
+    with atomic_path(path) as tmp:
+        with tmp.open('wb' if binary else 'w', **({} if binary else {'newline': '', 'encoding': 'utf-8'})) as f:
             write_fn(f)
-        # mkstemp creates the file readable by its owner only. Give it the permissions of a newly created file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _check_output(path: Union[str, Path], overwrite: bool) -> Path:

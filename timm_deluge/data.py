@@ -14,9 +14,10 @@ import gzip
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
+
+from timm_deluge._files import atomic_path
 
 __all__ = [
     'DEBIAN_FASHION_MNIST_DIR', 'FASHION_MNIST_FILES', 'find_debian_fashion_mnist', 'prepare_fashion_mnist',
@@ -67,16 +68,10 @@ def find_debian_fashion_mnist(search_dirs: Optional[Sequence[Union[str, Path]]] 
 
 
 def _write_atomic(path: Path, chunks: List[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
+    with atomic_path(path) as tmp:
+        with tmp.open('wb') as f:
             for chunk in chunks:
                 f.write(chunk)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _truncate_idx(data: bytes, header_bytes: int, item_bytes: int, num_items: int) -> bytes:

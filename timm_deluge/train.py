@@ -19,9 +19,7 @@ Command line::
 import argparse
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -39,6 +37,7 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.utils import AverageMeter, CheckpointSaver, ModelEmaV3, NativeScaler, accuracy, random_seed, update_summary
 
 import timm_deluge  # noqa: F401  registers the delugenet models
+from timm_deluge._files import atomic_path
 from timm_deluge.data import default_data_root, prepare_fashion_mnist
 
 __all__ = ['TRAIN_DEFAULTS', 'load_recipe', 'parse_args', 'train', 'evaluate', 'main']
@@ -121,15 +120,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _prepare_output(args: argparse.Namespace) -> Path:
