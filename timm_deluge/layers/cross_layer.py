@@ -22,7 +22,6 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 __all__ = ['CrossLayerNorm', 'CrossLayerDepthwiseConv', 'weighted_sum', 'fold_batchnorm']
@@ -192,10 +191,11 @@ torch.fx.wrap('_batch_stats_with_update')
 
 
 class CrossLayerNorm(nn.Module):
-    """Shared batch normalisation, without affine parameters, of the feature maps of one stage.
+    """Statistics of the shared batch normalisation, without affine parameters, of the maps of one stage.
 
-    Map ``i`` of the stage has its own running statistics in row ``i`` of ``running_mean`` and ``running_var``.
-    Training normalises with batch statistics and updates row ``i``; eval uses the running statistics.
+    Map ``i`` of the stage has its running statistics in row ``i`` of ``running_mean`` and ``running_var``. The
+    module returns statistics, not normalised maps: each consumer folds them into its cross-layer weights.
+    ``batch_stats`` gives batch statistics in training, updating row ``i``, and ``stats`` the running ones.
     """
 
     def __init__(
@@ -222,22 +222,8 @@ class CrossLayerNorm(nn.Module):
         self.register_buffer('running_mean', torch.zeros(num_maps, num_features, device=device, dtype=dtype))
         self.register_buffer('running_var', torch.ones(num_maps, num_features, device=device, dtype=dtype))
 
-    def forward(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Normalise map ``index`` of the stage."""
-        # Row views of the buffers: batch_norm updates them in place, which updates the buffers.
-        return F.batch_norm(
-            x,
-            self.running_mean[index],
-            self.running_var[index],
-            None,
-            None,
-            self.training,
-            self.momentum,
-            self.eps,
-        )
-
     def batch_stats(self, x: torch.Tensor, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Return the mean and 1/std, each of shape (C,), with which ``forward(x, index)`` normalises ``x``.
+        """Return the mean and 1/std, each of shape (C,), that normalise ``x`` as map ``index`` of the stage.
 
         In training these are the batch statistics, differentiable with respect to ``x``, and row ``index`` of
         the running statistics is updated as ``forward`` updates it. In eval they are the running statistics.

@@ -91,23 +91,22 @@ class CompositeLayer(nn.Module):
             mean: Optional[torch.Tensor] = None,
             inv_std: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Compute the layer's output map.
+        """Compute the layer's output map in training mode.
 
-        With ``mean`` and ``inv_std``, ``inputs`` are the N raw maps and the shared normalisation is folded into
-        the cross-layer weights (``CrossLayerDepthwiseConv.fold``), which gives the same output and gradients
-        without materialising or storing normalised copies. Without them, ``inputs`` are already normalised.
+        The inputs' shared normalisation is folded into the cross-layer weights (``CrossLayerDepthwiseConv.fold``),
+        which gives the output and gradients of the normalised sum without materialising normalised copies.
 
         Args:
-            inputs: The single raw map when N == 1, else the N maps, oldest first.
-            mean: Mean of the shared normalisation of each input, shape (N, C).
-            inv_std: Its 1 / sqrt(var + eps), shape (N, C).
+            inputs: The single raw map when N == 1, else the N raw maps, oldest first.
+            mean: Batch mean of each input, shape (N, C). Required when N >= 2.
+            inv_std: Batch 1 / sqrt(var + eps) of each input, shape (N, C). Required when N >= 2.
         """
         if self.cldc is None:
             x = self.norm1(inputs[0])
-        elif mean is not None and inv_std is not None:
-            x = self.norm1(weighted_sum(inputs, *self.cldc.fold(mean, inv_std)))
         else:
-            x = self.norm1(self.cldc(inputs))
+            if mean is None or inv_std is None:
+                raise ValueError('A composite layer that reads several maps needs their mean and inv_std.')
+            x = self.norm1(weighted_sum(inputs, *self.cldc.fold(mean, inv_std)))
         x = self.conv1(x)
         x = self.conv2(self.norm2(x))
         x = self.conv3(self.norm3(x))
