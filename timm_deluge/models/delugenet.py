@@ -5,7 +5,7 @@ Inflows", ICCV 2017 workshops, arXiv:1611.05552. Reference code (Lua Torch7, MIT
 https://github.com/xternalz/DelugeNets
 
 A stage keeps a list of feature maps. Each composite layer reads the whole list through a cross-layer depthwise
-convolution (a learned per-channel weighting of every map) and appends its own output; there is no residual sum.
+convolution (a learned per-channel weighting of every map) and appends its own output. There is no residual sum.
 A block transition combines the previous stage's whole list the same way and downsamples it with a strided
 3x3 convolution, whose output h0 starts the next stage's list. The head combines the last stage's list.
 
@@ -251,7 +251,7 @@ class DelugeStage(nn.Module):
                 inputs = maps[:]
                 inputs_mean, inputs_inv_std = torch.stack(means), torch.stack(inv_stds)
             else:
-                inputs = [maps[0] if maps else x]
+                inputs = [maps[0]] if maps else [x]
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 h = checkpoint(layer, inputs, inputs_mean, inputs_inv_std)
             else:
@@ -267,7 +267,11 @@ class DelugeStage(nn.Module):
         if self.transition is not None:
             maps.append(self.transition(x))
         for layer in self.layers:
-            inputs = maps if len(maps) >= 2 else [maps[0] if maps else x]
+            if len(maps) >= 2:
+                inputs = maps
+            else:
+                # A layer with one input reads the stage input, or h0 / h1 as the first map.
+                inputs = [maps[0]] if maps else [x]
             mean, inv_std = self.norm.stats(len(inputs))
             maps.append(layer.forward_folded(inputs, mean, inv_std))
         mean, inv_std = self.norm.stats(len(maps))
@@ -276,7 +280,7 @@ class DelugeStage(nn.Module):
 
 
 def _check_input(x: torch.Tensor, in_chans: int) -> None:
-    # Symbolic tracing sees proxies without values, and its graphs are checked when they run.
+    # Symbolic tracing passes proxies that have no shape values. The traced graph checks shapes when it runs.
     if is_fx_symbolic_tracing():
         return
     if x.ndim != 4:
