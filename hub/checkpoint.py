@@ -71,10 +71,10 @@ def _select_weights(checkpoint: Any, path: Path, use_ema: bool) -> tuple:
     for key in keys:
         if isinstance(checkpoint.get(key), dict):
             return checkpoint[key], key
-    what = 'EMA weights' if use_ema else 'model weights'
+    weights_kind = 'EMA weights' if use_ema else 'model weights'
     hint = ' Train with --model-ema to keep them, or publish without --ema.' if use_ema else ''
     raise CheckpointError(
-        f"'{path}' has no {what}: none of the keys {list(keys)} is present. "
+        f"'{path}' has no {weights_kind}: none of the keys {list(keys)} is present. "
         f"Its top-level keys are {sorted(checkpoint)}.{hint}")
 
 
@@ -124,9 +124,9 @@ def read_checkpoint(path: Union[str, Path], use_ema: bool = False) -> TrainingCh
 
 
 def _list_keys(keys: List[str]) -> str:
-    shown = ', '.join(keys[:_MAX_KEYS_SHOWN])
+    listed = ', '.join(keys[:_MAX_KEYS_SHOWN])
     more = len(keys) - _MAX_KEYS_SHOWN
-    return f'{shown} and {more} more' if more > 0 else shown
+    return f'{listed} and {more} more' if more > 0 else listed
 
 
 def load_matching_state_dict(

@@ -345,7 +345,7 @@ def test_summary_rejects_other_models():
 
 
 def test_summary_macs_follow_in_chans():
-    # Only the stem's 3x3 conv (16 output channels at 32 x 32) sees the input channels.
+    # Only the stem's 3x3 conv (16 output channels at 32 x 32) reads the input channels.
     three = summarize_model('delugenet_56_cifar').multiply_adds
     one = summarize_model('delugenet_56_cifar', in_chans=1).multiply_adds
     assert three - one == (3 - 1) * 3 * 3 * 16 * 32 * 32

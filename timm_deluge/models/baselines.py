@@ -1,8 +1,8 @@
 """ResNet-like baselines of the DelugeNet paper's CIFAR ablation.
 
-Each baseline has the stem, widths and layer counts of a CIFAR DelugeNet, but pre-activation residual stages in
-place of cross-layer depthwise convolutions and block transitions: identity shortcuts, and a projection
-shortcut without BatchNorm on the first block of each stage (stride 2 in stages 2 and 3). The projection is a
+Each baseline has the stem, widths and layer counts of a CIFAR DelugeNet. In place of cross-layer depthwise
+convolutions and block transitions it has pre-activation residual stages with identity shortcuts. The first
+block of each stage has a projection shortcut without BatchNorm (stride 2 in stages 2 and 3). The projection is a
 1x1 convolution, or a 3x3 convolution in the second baseline. The blocks are timm's ``PreActBottleneck`` with
 bottleneck ratio 0.5, so every block outputs 2n channels like a composite layer.
 """
